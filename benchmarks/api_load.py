@@ -87,7 +87,9 @@ class RssSampler(threading.Thread):
         return self.peak
 
 
-def start_server(checkpoint: str, port: int, db: Path, max_batch_size: int, max_wait_ms: float) -> subprocess.Popen:
+def start_server(
+    checkpoint: str, port: int, db: Path, max_batch_size: int, max_wait_ms: float, torch_threads: int | None
+) -> subprocess.Popen:
     cmd = [
         sys.executable,
         "-m",
@@ -108,24 +110,27 @@ def start_server(checkpoint: str, port: int, db: Path, max_batch_size: int, max_
         "--log-level",
         "warning",
     ]
+    if torch_threads:
+        cmd += ["--torch-threads", str(torch_threads)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = open(db.with_suffix(".log"), "w")  # noqa: SIM115 - closed with the process by the OS
+    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
-def wait_ready(proc: subprocess.Popen, base: str, timeout_s: float) -> None:
+def wait_ready(proc: subprocess.Popen, base: str, timeout_s: float, log: Path) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
+            raise SystemExit(f"server exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
         try:
             if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.25)
-    raise SystemExit(f"server not ready after {timeout_s:.0f} s")
+    raise SystemExit(f"server not ready after {timeout_s:.0f} s:\n{log.read_text()[-2000:]}")
 
 
 async def load(base: str, study: list[tuple[str, bytes]], concurrency: int, duration_s: float, res: RunResult) -> None:
@@ -164,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-wait-ms", type=float, default=10.0)
     p.add_argument("--images-per-study", type=int, default=1, choices=[1, 2, 3, 4])
     p.add_argument("--image-size", type=int, default=512, help="side of the synthetic PNGs (pixels)")
+    p.add_argument("--torch-threads", type=int, default=None, help="passed to the server (default: torch's)")
     p.add_argument("--ready-timeout", type=float, default=180.0)
     args = p.parse_args(argv)
 
@@ -184,9 +190,10 @@ def main(argv: list[str] | None = None) -> int:
         for bs in [int(b) for b in args.batch_sizes.split(",")]:
             port = free_port()
             base = f"http://{HOST}:{port}"
-            proc = start_server(checkpoint, port, tmpdir / f"jobs-{bs}.db", bs, args.max_wait_ms)
+            db = tmpdir / f"jobs-{bs}.db"
+            proc = start_server(checkpoint, port, db, bs, args.max_wait_ms, args.torch_threads)
             try:
-                wait_ready(proc, base, args.ready_timeout)
+                wait_ready(proc, base, args.ready_timeout, db.with_suffix(".log"))
                 sampler = RssSampler(proc.pid)
                 sampler.start()
                 res = RunResult(max_batch_size=bs)
@@ -204,11 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\ncheckpoint={args.checkpoint} concurrency={args.concurrency} duration={args.duration:.0f}s "
         f"images/study={args.images_per_study} image={args.image_size}px max_wait_ms={args.max_wait_ms:g} "
-        f"cpus={os.cpu_count()}"
+        f"torch_threads={args.torch_threads or 'default'} cpus={os.cpu_count()}"
     )
-    print(
-        f"{'batch_size':>10} {'studies':>8} {'studies/s':>10} {'p50_ms':>9} {'p95_ms':>9} {'errors':>7} {'peak_rss_mb':>10}"
-    )
+    header = ("batch_size", 10), ("studies", 8), ("studies/s", 10), ("p50_ms", 9), ("p95_ms", 9), ("errors", 7)
+    print(" ".join(f"{name:>{width}}" for name, width in header) + f" {'peak_rss_mb':>10}  error_codes")
     for res in results:
         print(res.row())
     return 0

@@ -101,7 +101,7 @@ class TrainConfig:
     label_loss_weight: float = 1.0
     text_loss_weight: float = 1.0
     max_steps_per_epoch: int = 0  # 0 = full epoch; >0 caps it (quick runs)
-    checkpoint_every_steps: int = 0  # 0 = once per epoch; resume state is always written per epoch
+    eval_every: int = 1  # validate (and maybe export "best") every N epochs and after the last one
 
 
 @dataclass

@@ -318,6 +318,7 @@ def load_iu_xray(
     annotation: str | os.PathLike | None = None,
     image_dir: str | os.PathLike | None = None,
     labels_csv: str | os.PathLike | None = None,
+    sections_csv: str | os.PathLike | None = None,
     require_images: bool = False,
     drop_missing: bool = False,
 ) -> list[StudyRecord]:
@@ -330,8 +331,11 @@ def load_iu_xray(
         labels_csv: CheXbert-style CSV (Id + 14 observation columns); studies without a row get None.
         require_images: raise DataError naming the first missing image file.
         drop_missing: drop studies with a missing image instead.
+        sections_csv: Open-i `indiana_reports.csv` (uid, findings, impression); when given, each study's
+            impression is attached by uid (`CXR<uid>_IM-...`). Findings stay R2Gen's, for metric parity;
+            R2Gen's splits are kept, so test impressions never enter training.
     """
-    return _load_r2gen(
+    records = _load_r2gen(
         root,
         "iu_xray",
         annotation=annotation,
@@ -340,6 +344,14 @@ def load_iu_xray(
         require_images=require_images,
         drop_missing=drop_missing,
     )
+    if sections_csv is not None:
+        header, rows = _read_csv(Path(sections_csv))
+        _require_columns(Path(sections_csv), header, ["uid", "impression"])
+        impressions = {r["uid"].strip(): (r.get("impression") or "").strip() for r in rows}
+        for rec in records:
+            uid = rec.id.split("_")[0].removeprefix("CXR")
+            rec.impression = impressions.get(uid) or None
+    return records
 
 
 @register_dataset("mimic_cxr")
@@ -407,11 +419,13 @@ def _manifest_record(
     sid = _text_or_none(row.get("id"))
     if sid is None:
         raise DataError(f"{where}: missing 'id'")
-    images = row.get("images")
+    images = row.get("images", [])
     if isinstance(images, str):
         images = [p.strip() for p in _LIST_SPLIT.split(images) if p.strip()]
-    if not isinstance(images, list) or not images or not all(isinstance(p, str) and p for p in images):
-        raise DataError(f"{where}: 'images' must be a non-empty list of paths")
+    if not isinstance(images, list) or not all(isinstance(p, str) and p for p in images):
+        raise DataError(f"{where}: 'images' must be a list of paths")
+    if not images and not _text_or_none(row.get("findings")):
+        raise DataError(f"{where}: a study needs images, findings text, or both")
     views = row.get("views", row.get("view"))
     if views is None or views == "":
         views = [None] * len(images)

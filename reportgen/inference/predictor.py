@@ -178,6 +178,33 @@ class Predictor:
             token_probabilities=[round(p, 4) for p in tok_probs[:eos]],
         )
 
+    @torch.no_grad()
+    def generate_from_labels(self, labels: np.ndarray) -> list[tuple[str, str]]:
+        """(findings, impression) per row of CheXpert label values (n, 14), with no image at all.
+
+        The decoder sees only the label prompt: the label-oracle bound of the decoder, and the way to
+        benchmark the text side on datasets whose images are not available.
+        """
+        prompt = labels_to_prompt_values(torch.as_tensor(labels, dtype=torch.float32, device=self.device))
+        memory, memory_mask = self.model.memory(prompt)
+        seqs, _ = self.model.generate_text(memory, memory_mask, self.cfg.generation)
+        return [decode_report(self.tokenizer, row.tolist()) for row in seqs]
+
+    @torch.no_grad()
+    def predict_probabilities(self, studies: Sequence[Sequence[ImageInput]]) -> np.ndarray:
+        """Findings-head probabilities (n, 14) after the checkpoint's temperature, without generating text."""
+        images, mask = self._batch(studies, [None] * len(studies))
+        tokens, token_mask = self.model.encode_images(images, mask)
+        return (self.model.findings_logits(tokens, token_mask) / self.temperature).sigmoid().cpu().numpy()
+
+    @torch.no_grad()
+    def embed(self, studies: Sequence[Sequence[ImageInput]]) -> np.ndarray:
+        """Pooled visual embedding (n, d) per study: what nearest-neighbour retrieval compares."""
+        images, mask = self._batch(studies, [None] * len(studies))
+        tokens, token_mask = self.model.encode_images(images, mask)
+        m = token_mask.unsqueeze(-1).float()
+        return ((tokens * m).sum(1) / m.sum(1).clamp(min=1.0)).cpu().numpy()
+
     def generate(self, images: Sequence[ImageInput], views: Sequence[str | None] | None = None) -> DraftReport:
         return self.generate_batch([images], [views])[0]
 

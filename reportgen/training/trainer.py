@@ -249,12 +249,18 @@ class Trainer:
                 opt.step()
                 sched.step()
                 for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) * 0.9 + float(v) * 0.1 if k in sums else float(v)
+                    value = float(v.detach())
+                    sums[k] = sums[k] * 0.9 + value * 0.1 if k in sums else value  # smoothed for the bar
                 if "images" in batch:
                     n_images += int(batch["view_mask"].sum())
                 elapsed = time.perf_counter() - t0
                 bar.set_postfix({**{k: f"{v:.3f}" for k, v in sums.items()}, "img/s": f"{n_images / elapsed:.1f}"})
             train_time = time.perf_counter() - t0
+            last = epoch + 1 == cfg.train.epochs
+            if (epoch + 1) % max(1, cfg.train.eval_every) and not last:
+                if self.dist.main:
+                    self._save_state(model, opt, sched, epoch, best, history)
+                continue
             val = self.validate(model, val_sets)
             score = sum(v for k, v in val.items() if k.endswith("_loss"))
             record = {"epoch": epoch + 1, "train": sums, "val": val, "val_score": score,
@@ -265,7 +271,7 @@ class Trainer:
                 best = score
             if self.dist.main:
                 self._log(json.dumps(record))
-                if improved or not val:
+                if improved or (not val and last):  # without validation data the last epoch is exported
                     self._export(model, "best", history)
                 self._save_state(model, opt, sched, epoch, best, history)
         if self.dist.world > 1:

@@ -231,7 +231,7 @@ def test_manifest_csv(tmp_path):
         ("{not json", "not valid JSON"),
         ("[1, 2]", "JSON object"),
         ('{"images": ["a.png"]}', "missing 'id'"),
-        ('{"id": "z", "images": []}', "non-empty list"),
+        ('{"id": "z", "images": []}', "images, findings text, or both"),
         ('{"id": "z", "images": ["a.png"], "views": ["PA", "LL"]}', "one entry per image"),
         ('{"id": "z", "images": ["a.png"], "labels": [1, 0]}', "expected 14"),
         ('{"id": "z", "images": ["a.png"], "labels": {"Effusion": 1}}', "unknown observation"),
