@@ -19,14 +19,24 @@ from reportgen.models.model import ReportModel
 
 
 def measure(name: str, size: int, batch: int, repeats: int, bf16: bool) -> tuple[float, float, int]:
-    cfg = ModelConfig(encoder=EncoderConfig(name=name), decoder=DecoderConfig(d_model=256, n_layer=1, n_head=4),
-                      preprocess=PreprocessConfig(image_size=size))
+    cfg = ModelConfig(
+        encoder=EncoderConfig(name=name),
+        decoder=DecoderConfig(d_model=256, n_layer=1, n_head=4),
+        preprocess=PreprocessConfig(image_size=size),
+    )
     model = ReportModel(cfg, vocab_size=100, special={"pad": 0, "bos": 2, "eos": 3})
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     images = torch.randn(batch, 1, 1, size, size)
-    batch_d = {"images": images, "view_mask": torch.ones(batch, 1, dtype=torch.bool),
-               "labels": torch.randint(0, 2, (batch, 14)).float()}
-    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else (lambda: torch.autocast("cpu", enabled=False))
+    batch_d = {
+        "images": images,
+        "view_mask": torch.ones(batch, 1, dtype=torch.bool),
+        "labels": torch.randint(0, 2, (batch, 14)).float(),
+    }
+    ctx = (
+        (lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+        if bf16
+        else (lambda: torch.autocast("cpu", enabled=False))
+    )
     train_t, infer_t = [], []
     for i in range(repeats + 1):
         t = time.perf_counter()
@@ -58,8 +68,10 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"| encoder | params (M) | train img/s | infer img/s |  ({args.size} px, batch {args.batch}, "
-          f"{args.threads} threads, {'bf16' if args.bf16 else 'fp32'}, median of {args.repeats})")
+    print(
+        f"| encoder | params (M) | train img/s | infer img/s |  ({args.size} px, batch {args.batch}, "
+        f"{args.threads} threads, {'bf16' if args.bf16 else 'fp32'}, median of {args.repeats})"
+    )
     print("|---|---|---|---|")
     for name in args.encoders:
         tr, inf, n = measure(name, args.size, args.batch, args.repeats, args.bf16)

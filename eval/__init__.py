@@ -1,1 +1,1 @@
-"""Evaluation: CheXpert-style clinical labeler, NLG + clinical-efficacy metrics, benchmark runner (installed as `reportgen.eval`)."""
+"""Evaluation: CheXpert-style labeler, NLG + clinical-efficacy metrics, benchmarks (installed as `reportgen.eval`)."""

@@ -131,4 +131,3 @@ def load_parts(path: str | Path, verify: bool = True):
         raise CheckpointError(f"checkpoint {path}: weights do not fit config.yaml ({str(exc)[:200]})") from None
     model.float().eval()
     return model, cfg, tokenizer, meta
-

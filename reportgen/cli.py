@@ -89,7 +89,9 @@ def _format_text(study: list[Path], draft, untrained: bool) -> str:
         lines.append(f"IMPRESSION: {draft.impression}")
     flagged = [f"{k} {v.probability:.2f}" for k, v in draft.labels.items() if v.status != "negative"]
     lines.append(f"LABELS (positive/uncertain): {', '.join(flagged) or 'none'}")
-    lines.append(f"TRIAGE: {draft.triage.priority}" + (f" ({'; '.join(draft.triage.reasons)})" if draft.triage.reasons else ""))
+    lines.append(
+        f"TRIAGE: {draft.triage.priority}" + (f" ({'; '.join(draft.triage.reasons)})" if draft.triage.reasons else "")
+    )
     lines.append(f"MODEL: {draft.model['name']} {draft.model['version']} sha256:{draft.model['sha256'][:12]}")
     lines.append(draft.disclaimer)
     return "\n".join(lines)

@@ -11,8 +11,13 @@ from reportgen.testing import make_dicom, make_png
 
 
 def run_cli(*args):
-    proc = subprocess.run([sys.executable, "-m", "reportgen.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=120, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "reportgen.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -37,8 +42,20 @@ def test_generate_text_is_one_study_by_default(tiny_checkpoint, tmp_path, capsys
 def test_folders_are_studies(tiny_checkpoint, tmp_path, capsys):
     for s in ("s1", "s2"):
         make_png(tmp_path / s / "a.png")
-    assert main(["generate", str(tmp_path / "s1"), str(tmp_path / "s2"), "--format", "json",
-                 "--checkpoint", str(tiny_checkpoint)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                str(tmp_path / "s1"),
+                str(tmp_path / "s2"),
+                "--format",
+                "json",
+                "--checkpoint",
+                str(tiny_checkpoint),
+            ]
+        )
+        == 0
+    )
     assert len(capsys.readouterr().out.strip().splitlines()) == 2
 
 

@@ -20,6 +20,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
+from reportgen.config import PreprocessConfig
 from reportgen.data.io import LoadedImage
 
 __all__ = [
@@ -34,32 +35,6 @@ __all__ = [
     "preprocess",
     "TrainAugment",
 ]
-
-
-@dataclass
-class PreprocessConfig:
-    """How a checkpoint expects its input images.
-
-    Attributes:
-        image_size: Side ``S`` of the square model input, in pixels.
-        in_chans: Channels the encoder takes (1, or 3 for ImageNet-style encoders); gray is repeated.
-        mean: Normalisation mean on the [0, 1] gray scale.
-        std: Normalisation standard deviation on the [0, 1] gray scale.
-    """
-
-    image_size: int = 224
-    in_chans: int = 1
-    mean: float = 0.5
-    std: float = 0.25
-
-    def __post_init__(self) -> None:
-        if self.image_size < 1 or self.in_chans < 1 or self.std <= 0:
-            raise ValueError(f"invalid PreprocessConfig: {self}")
-
-    @property
-    def black(self) -> float:
-        """The normalised value of black (0.0): what padding and out-of-image areas hold."""
-        return (0.0 - self.mean) / self.std
 
 
 class ToTensor:

@@ -73,7 +73,10 @@ def default_checkpoint_path() -> Path:
 
 def _order_views(images: list[LoadedImage], views: Sequence[str | None]) -> list[LoadedImage]:
     """Frontal views first (the model saw frontal in slot 0 during training), stable otherwise."""
-    keyed = [(0 if (v or im.view or "").upper() in _FRONTAL else 1, i) for i, (im, v) in enumerate(zip(images, views))]
+    keyed = [
+        (0 if (v or im.view or "").upper() in _FRONTAL else 1, i)
+        for i, (im, v) in enumerate(zip(images, views, strict=True))
+    ]
     return [images[i] for _, i in sorted(keyed)]
 
 
@@ -111,7 +114,9 @@ class Predictor:
         if len(images) == 0:
             raise StudyError("a study needs at least one image")
         if len(images) > MAX_VIEWS:
-            raise StudyError(f"a study has at most {MAX_VIEWS} images; got {len(images)} (use --each for separate studies)")
+            raise StudyError(
+                f"a study has at most {MAX_VIEWS} images; got {len(images)} (use --each for separate studies)"
+            )
         loaded = [im if isinstance(im, LoadedImage) else read_image(im) for im in images]
         views = list(views) if views else [None] * len(loaded)
         if len(views) != len(loaded):
@@ -120,7 +125,7 @@ class Predictor:
         return torch.stack([preprocess(im, self.cfg.model.preprocess) for im in loaded])
 
     def _batch(self, studies, views_list) -> tuple[torch.Tensor, torch.Tensor]:
-        tensors = [self._study_tensor(s, v) for s, v in zip(studies, views_list)]
+        tensors = [self._study_tensor(s, v) for s, v in zip(studies, views_list, strict=True)]
         v = max(t.shape[0] for t in tensors)
         c, s = tensors[0].shape[1], tensors[0].shape[-1]
         images = torch.zeros(len(tensors), v, c, s, s)
@@ -137,8 +142,10 @@ class Predictor:
     def status_values(self, probs: np.ndarray) -> np.ndarray:
         """Probabilities -> CheXpert label values (1 / -1 / 0) at the stored operating points."""
         code = {"positive": 1.0, "uncertain": -1.0, "negative": 0.0}
-        return np.array([[code[self._status(o, float(p))] for o, p in zip(OBSERVATIONS, row)] for row in probs],
-                        dtype=np.float32)
+        return np.array(
+            [[code[self._status(o, float(p))] for o, p in zip(OBSERVATIONS, row, strict=True)] for row in probs],
+            dtype=np.float32,
+        )
 
     @torch.no_grad()
     def generate_batch(
@@ -165,7 +172,10 @@ class Predictor:
 
     def _draft(self, probs: np.ndarray, ids: list[int], tok_probs: list[float]) -> DraftReport:
         findings, impression = decode_report(self.tokenizer, ids)
-        labels = {o: LabelPrediction(round(float(p), 4), self._status(o, float(p))) for o, p in zip(OBSERVATIONS, probs)}
+        labels = {
+            o: LabelPrediction(round(float(p), 4), self._status(o, float(p)))
+            for o, p in zip(OBSERVATIONS, probs, strict=True)
+        }
         probabilities = {o: lp.probability for o, lp in labels.items()}
         statuses = {o: lp.status for o, lp in labels.items()}
         eos = ids.index(self.tokenizer.eos_id) if self.tokenizer.eos_id in ids else len(ids)

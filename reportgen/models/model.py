@@ -153,4 +153,3 @@ class ReportModel(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-

@@ -66,7 +66,11 @@ class StudyDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         rec = self.records[i]
-        item: dict = {"labels": torch.from_numpy(record_labels(rec).astype(np.float32)), "images": None, "input_ids": None}
+        item: dict = {
+            "labels": torch.from_numpy(record_labels(rec).astype(np.float32)),
+            "images": None,
+            "input_ids": None,
+        }
         if self.opts.use_images:
             images = self._images(i)
             if self.augment is not None:

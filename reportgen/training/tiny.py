@@ -21,7 +21,9 @@ NORMAL_FINDINGS = "The heart is normal in size. The lungs are clear. There is no
 NORMAL_IMPRESSION = "No acute cardiopulmonary abnormality."
 
 
-def tiny_config(out_dir: str | Path = "runs/tiny", decoder: str = "transformer", encoder: str = "test_resnet") -> ExperimentConfig:
+def tiny_config(
+    out_dir: str | Path = "runs/tiny", decoder: str = "transformer", encoder: str = "test_resnet"
+) -> ExperimentConfig:
     """A model of a few hundred thousand parameters that trains in seconds on a CPU."""
     cfg = ExperimentConfig(name="reportgen-tiny", version="0.0.0-tiny")
     cfg.model.encoder = EncoderConfig(name=encoder)
@@ -49,7 +51,12 @@ def synthetic_study(i: int) -> tuple[str, str, tuple[float, float, float] | None
         f"There is a {size} nodule in the {side} upper lobe. The heart is normal in size. "
         "There is no pleural effusion or pneumothorax."
     )
-    return findings, f"{size.capitalize()} {side} upper lobe nodule.", (cx, 48.0, r), {"Lung Lesion": 1.0, "No Finding": 0.0}
+    return (
+        findings,
+        f"{size.capitalize()} {side} upper lobe nodule.",
+        (cx, 48.0, r),
+        {"Lung Lesion": 1.0, "No Finding": 0.0},
+    )
 
 
 def make_synthetic_corpus(root: str | Path, n: int = 8, fmt: str = "png", seed: int = 0) -> Path:

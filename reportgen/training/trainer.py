@@ -178,7 +178,9 @@ class Trainer:
         if (out / "tokenizer").is_dir() and state is not None:
             tokenizer = load_tokenizer(out / "tokenizer")
         else:
-            texts = _report_texts(self.records["train"]["paired"] + self.records["train"]["text_labels"], cfg.data.clean_mode)
+            texts = _report_texts(
+                self.records["train"]["paired"] + self.records["train"]["text_labels"], cfg.data.clean_mode
+            )
             tokenizer = build_tokenizer(cfg, texts)
             if self.dist.main:
                 tokenizer.save(out / "tokenizer")
@@ -214,9 +216,7 @@ class Trainer:
             self._log(f"resumed from epoch {state['epoch'] + 1} (best val loss {best:.4f})")
 
         ddp = DistributedDataParallel(model, find_unused_parameters=True) if self.dist.world > 1 else model
-        autocast = (
-            torch.autocast(self.device.type, dtype=torch.bfloat16) if cfg.train.bf16 else nullcontext()
-        )
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if cfg.train.bf16 else nullcontext()
         for epoch in range(start_epoch, cfg.train.epochs):
             for dl in loaders.values():
                 if isinstance(dl.sampler, DistributedSampler):
@@ -226,8 +226,13 @@ class Trainer:
             sums: dict[str, float] = {}
             n_images = 0
             t0 = time.perf_counter()
-            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not self.dist.main,
-                       file=sys.stderr, dynamic_ncols=True)
+            bar = tqdm(
+                range(steps_per_epoch),
+                desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                disable=not self.dist.main,
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
             kinds = list(loaders)
             for step in bar:
                 kind = kinds[step % len(kinds)]
@@ -263,8 +268,14 @@ class Trainer:
                 continue
             val = self.validate(model, val_sets)
             score = sum(v for k, v in val.items() if k.endswith("_loss"))
-            record = {"epoch": epoch + 1, "train": sums, "val": val, "val_score": score,
-                      "images_per_s": n_images / train_time if train_time else 0.0, "seconds": train_time}
+            record = {
+                "epoch": epoch + 1,
+                "train": sums,
+                "val": val,
+                "val_score": score,
+                "images_per_s": n_images / train_time if train_time else 0.0,
+                "seconds": train_time,
+            }
             history.append(record)
             improved = bool(val) and score < best
             if improved:
@@ -287,7 +298,7 @@ class Trainer:
         out: dict[str, float] = {}
         totals: dict[str, list[float]] = {}
         probs, labels = [], []
-        for kind, ds in val_sets.items():
+        for ds in val_sets.values():
             for batch in self._loader(ds, False, 0):
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 for k, v in model(batch).items():
@@ -346,4 +357,3 @@ class Trainer:
 
 def train(cfg: ExperimentConfig, resume: bool = False, command: str | None = None) -> Path:
     return Trainer(cfg, resume=resume, command=command).run()
-

@@ -20,8 +20,10 @@ def test_draft_has_every_field_and_the_disclaimer(predictor, tmp_path):
     out = draft.to_dict()
     assert set(out) == {"findings", "impression", "labels", "triage", "model", "disclaimer"}
     assert list(out["labels"]) == list(OBSERVATIONS)
-    assert all(0.0 <= v["probability"] <= 1.0 and v["status"] in {"positive", "uncertain", "negative"}
-               for v in out["labels"].values())
+    assert all(
+        0.0 <= v["probability"] <= 1.0 and v["status"] in {"positive", "uncertain", "negative"}
+        for v in out["labels"].values()
+    )
     assert out["disclaimer"] == DISCLAIMER
     assert out["model"]["sha256"] == json.loads((predictor.path / "metadata.json").read_text())["sha256"]
     json.dumps(out)
@@ -31,7 +33,7 @@ def test_batch_equals_single_and_is_deterministic(predictor, tmp_path):
     a, b = make_png(tmp_path / "a.png", seed=1), make_png(tmp_path / "b.png", seed=2)
     single = [predictor.generate([a]).to_dict(), predictor.generate([b]).to_dict()]
     batch = [d.to_dict() for d in predictor.generate_batch([[a], [b]])]
-    for s, t in zip(single, batch):
+    for s, t in zip(single, batch, strict=True):
         assert s["findings"] == t["findings"]
         for o in OBSERVATIONS:
             assert s["labels"][o]["probability"] == pytest.approx(t["labels"][o]["probability"], abs=1e-3)

@@ -54,11 +54,21 @@ def test_encoder_loads_local_weights_and_rejects_wrong_files(tmp_path):
 def test_decoders_score_and_generate_with_beams(name):
     dec = create_decoder(DecoderConfig(name=name, d_model=32, n_layer=1, n_head=4, max_len=20), 40, SPECIAL).eval()
     memory, mask = torch.randn(2, 5, 32), torch.ones(2, 5, dtype=torch.long)
-    logits = dec(input_ids=torch.randint(4, 40, (2, 7)), encoder_hidden_states=memory, encoder_attention_mask=mask).logits
+    logits = dec(
+        input_ids=torch.randint(4, 40, (2, 7)), encoder_hidden_states=memory, encoder_attention_mask=mask
+    ).logits
     assert logits.shape == (2, 7, 40)
     start = torch.full((2, 1), 2)
-    kw = dict(input_ids=start, attention_mask=torch.ones_like(start), encoder_hidden_states=memory,
-              encoder_attention_mask=mask, max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=3)
+    kw = dict(
+        input_ids=start,
+        attention_mask=torch.ones_like(start),
+        encoder_hidden_states=memory,
+        encoder_attention_mask=mask,
+        max_new_tokens=6,
+        do_sample=False,
+        pad_token_id=0,
+        eos_token_id=3,
+    )
     beams = dec.generate(num_beams=3, **kw)
     assert beams.shape[0] == 2 and beams.shape[1] <= 7
     assert torch.equal(dec.generate(num_beams=3, **kw), beams)  # deterministic
@@ -94,7 +104,10 @@ def test_training_forward_losses_by_supervision_kind():
     model = tiny_model().train()
     labels = torch.tensor([[1.0] + [float("nan")] * 13] * 2)
     images = {"images": torch.randn(2, 1, 1, 64, 64), "view_mask": torch.ones(2, 1, dtype=torch.bool)}
-    text = {"input_ids": torch.tensor([[2, 5, 6, 3], [2, 7, 3, 0]]), "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])}
+    text = {
+        "input_ids": torch.tensor([[2, 5, 6, 3], [2, 7, 3, 0]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]),
+    }
     assert set(model({"labels": labels, **images})) == {"label"}
     assert set(model({"labels": labels, **text})) == {"text"}
     losses = model({"labels": labels, **images, **text})

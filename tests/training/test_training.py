@@ -76,8 +76,16 @@ def test_text_only_training_uses_label_prompt(tmp_path):
     for split in ("train", "val"):
         for i in range(4):
             findings, impression, _, lab = synthetic_study(i)
-            lines.append({"id": f"{split}{i}", "images": [], "findings": findings, "impression": impression,
-                          "labels": lab, "split": split})
+            lines.append(
+                {
+                    "id": f"{split}{i}",
+                    "images": [],
+                    "findings": findings,
+                    "impression": impression,
+                    "labels": lab,
+                    "split": split,
+                }
+            )
     (tmp_path / "m.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     cfg = tiny_config(tmp_path / "run")
     cfg.model.visual_tokens = False
@@ -97,8 +105,19 @@ def test_torchrun_two_processes_on_cpu(synthetic_manifest, tmp_path):
     cfg.train.batch_size = 4
     save_config(cfg, tmp_path / "ddp.yaml")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-           "-m", "reportgen.cli", "train", str(tmp_path / "ddp.yaml")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        "-m",
+        "reportgen.cli",
+        "train",
+        str(tmp_path / "ddp.yaml"),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "ddp" / "best" / "model.safetensors").is_file()
