@@ -87,6 +87,8 @@ def _format_text(study: list[Path], draft, untrained: bool) -> str:
     lines += [f"FINDINGS: {draft.findings}"]
     if draft.impression:
         lines.append(f"IMPRESSION: {draft.impression}")
+    if draft.flagged_sentences:
+        lines.append(f"REVIEW (low-confidence sentences): {' | '.join(draft.flagged_sentences)}")
     flagged = [f"{k} {v.probability:.2f}" for k, v in draft.labels.items() if v.status != "negative"]
     lines.append(f"LABELS (positive/uncertain): {', '.join(flagged) or 'none'}")
     lines.append(
@@ -109,6 +111,9 @@ def generate_main(argv: list[str]) -> int:
     ap.add_argument("--each", action="store_true", help="treat every file as its own one-view study")
     ap.add_argument("--view", action="append", default=None, help="view tag per file, in order (PA, AP, LL, ...)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    ap.add_argument("--heatmaps", metavar="DIR", default=None, help="write DIR/<study>/<Observation>.png + .npy maps")
+    ap.add_argument("--heatmap-all", action="store_true", help="maps for all 14 observations, not only flagged ones")
+    ap.add_argument("--heatmap-method", default="gradcam++", help="CAM method (gradcam, gradcam++, xgradcam, ...)")
     args = ap.parse_args(argv)
     if args.threads:
         import torch
@@ -117,16 +122,33 @@ def generate_main(argv: list[str]) -> int:
     studies = _studies(args.inputs, args.each)
     predictor = load_checkpoint(args.checkpoint)
     untrained = predictor.info["untrained"]
+    explainer = None
+    if args.heatmaps:
+        from reportgen.inference.heatmap import HeatmapExplainer, write_study_heatmaps
+        from reportgen.inference.laterality import check_draft
+
+        explainer = HeatmapExplainer(predictor, method=args.heatmap_method)
     for i, study in enumerate(tqdm(studies, desc="studies", file=sys.stderr, disable=len(studies) < 3)):
         views = args.view if args.view and len(studies) == 1 else None
         draft = predictor.generate(study, views)
+        extra: dict = {}
+        if explainer is not None:
+            wanted = [o for o, lp in draft.labels.items() if args.heatmap_all or lp.status != "negative"]
+            stem = study[0].stem if len(study) == 1 else study[0].parent.name
+            maps, paths = write_study_heatmaps(explainer, study, wanted, Path(args.heatmaps) / stem, views)
+            extra["heatmaps"] = {o: str(p) for o, p in paths.items()}
+            extra["laterality_flags"] = [f.to_dict() for f in check_draft(draft.findings, draft.impression, maps)]
         if args.format == "json":
-            out = {"study": [str(p) for p in study], **draft.to_dict()}
+            out = {"study": [str(p) for p in study], **draft.to_dict(), **extra}
             if untrained:
                 out["warning"] = "untrained checkpoint (demo/test only)"
             print(json.dumps(out), flush=True)
         else:
-            print(("\n" if i else "") + _format_text(study, draft, untrained), flush=True)
+            text = _format_text(study, draft, untrained)
+            if explainer is not None:
+                text += "\nHEATMAPS: " + (", ".join(extra["heatmaps"].values()) or "none")
+                text += "".join(f"\nLATERALITY CHECK: {f['reason']}" for f in extra["laterality_flags"])
+            print(("\n" if i else "") + text, flush=True)
     return 0
 
 

@@ -34,9 +34,7 @@ FIVE_OBSERVATIONS: tuple[str, ...] = (
 POSITIVE, NEGATIVE, UNCERTAIN = 1.0, 0.0, -1.0
 
 #: Every output that carries generated text carries this sentence.
-DISCLAIMER = (
-    "AI-generated draft: requires review by a qualified radiologist. Not for clinical use without that review."
-)
+DISCLAIMER = "AI-generated draft: requires review by a qualified radiologist. Not for clinical use without that review."
 
 #: The largest number of images (views) in one study.
 MAX_VIEWS = 4

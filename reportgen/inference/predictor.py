@@ -23,6 +23,8 @@ from reportgen.constants import DISCLAIMER, MAX_VIEWS, OBSERVATIONS
 from reportgen.data.io import LoadedImage, read_image
 from reportgen.data.transforms import preprocess
 from reportgen.errors import CheckpointError, StudyError
+from reportgen.inference.calibration import parse_temperature
+from reportgen.inference.confidence import DEFAULT_THRESHOLD, SentenceConfidence, sentence_confidences
 from reportgen.inference.triage import Triage, triage
 from reportgen.models.model import labels_to_prompt_values
 from reportgen.text.tokenizer import decode_report
@@ -45,7 +47,12 @@ class DraftReport:
     triage: Triage
     model: dict[str, str]
     disclaimer: str = DISCLAIMER
-    token_probabilities: list[float] = field(default_factory=list, repr=False)
+    sentences: list[SentenceConfidence] = field(default_factory=list)
+
+    @property
+    def flagged_sentences(self) -> list[str]:
+        """Sentences the decoder was unsure of: a reader should check these first."""
+        return [s.text for s in self.sentences if s.flagged]
 
     def to_dict(self) -> dict:
         """JSON-ready view; observation order is CheXpert's."""
@@ -54,6 +61,8 @@ class DraftReport:
             "impression": self.impression,
             "labels": {k: asdict(v) for k, v in self.labels.items()},
             "triage": asdict(self.triage),
+            "sentences": [asdict(s) for s in self.sentences],
+            "flagged_sentences": self.flagged_sentences,
             "model": dict(self.model),
             "disclaimer": self.disclaimer,
         }
@@ -90,7 +99,11 @@ class Predictor:
         missing = [o for o in OBSERVATIONS if o not in self.points]
         if missing:
             raise CheckpointError(f"checkpoint {self.path}: metadata.json has no operating point for {missing[0]}")
-        self.temperature = float(self.meta.get("temperature", 1.0))
+        # One float, or one per observation (a list of 14 fitted by `reportgen calibrate`); logits are
+        # divided by it before the sigmoid in generate_batch and predict_probabilities.
+        t = parse_temperature(self.meta.get("temperature", 1.0), where=f"checkpoint {self.path}")
+        self.temperature = t if isinstance(t, float) else torch.as_tensor(t, device=self.device)
+        self.sentence_threshold = float(self.meta.get("sentence_confidence_threshold", DEFAULT_THRESHOLD))
 
     @property
     def info(self) -> dict:
@@ -178,14 +191,13 @@ class Predictor:
         }
         probabilities = {o: lp.probability for o, lp in labels.items()}
         statuses = {o: lp.status for o, lp in labels.items()}
-        eos = ids.index(self.tokenizer.eos_id) if self.tokenizer.eos_id in ids else len(ids)
         return DraftReport(
             findings=findings,
             impression=impression,
             labels=labels,
             triage=triage(probabilities, statuses, self.points),
             model=self.model_ref,
-            token_probabilities=[round(p, 4) for p in tok_probs[:eos]],
+            sentences=sentence_confidences(self.tokenizer, ids, tok_probs, self.sentence_threshold),
         )
 
     @torch.no_grad()

@@ -18,7 +18,16 @@ def predictor(tiny_checkpoint):
 def test_draft_has_every_field_and_the_disclaimer(predictor, tmp_path):
     draft = predictor.generate([make_png(tmp_path / "a.png"), make_dicom(tmp_path / "b.dcm", view="LL")])
     out = draft.to_dict()
-    assert set(out) == {"findings", "impression", "labels", "triage", "model", "disclaimer"}
+    assert set(out) == {
+        "findings",
+        "impression",
+        "labels",
+        "triage",
+        "sentences",
+        "flagged_sentences",
+        "model",
+        "disclaimer",
+    }
     assert list(out["labels"]) == list(OBSERVATIONS)
     assert all(
         0.0 <= v["probability"] <= 1.0 and v["status"] in {"positive", "uncertain", "negative"}

@@ -1,0 +1,1 @@
+"""FastAPI draft-report service (installed as `reportgen.api`)."""

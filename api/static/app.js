@@ -1,0 +1,294 @@
+// Review page logic: plain JS, no build step, no third-party code. Report text and identifiers are PHI:
+// they only reach the DOM through textContent/value, are never logged and never stored.
+"use strict";
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const KEY_STORE = "reportgen.apiKey";
+  const MAX_VIEWS = 4;
+  const POLL_MS = 1000;
+  const POLL_LIMIT = 600;  // ~10 min: a queued job on a busy CPU server can take a while
+  const FALLBACK_DISCLAIMER = "AI-generated draft: requires review by a qualified radiologist. " +
+    "Not for clinical use without that review.";
+  const EXT_EDITED = "https://reportgen.invalid/fhir/StructureDefinition/reviewer-edited";
+  let current = null;     // the job dict last loaded from the server
+  let previewUrls = [];   // object URLs to revoke when the study changes
+
+  // --- small helpers -------------------------------------------------------------------------
+  function el(tag, attrs = {}, text = null) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    if (text !== null) node.textContent = text;
+    return node;
+  }
+  function setStatus(msg) { $("status").textContent = msg; }
+  function showError(msg) { $("error").textContent = msg || ""; }
+  function apiHeaders() {
+    const key = $("api-key").value.trim();
+    return key ? { "X-API-Key": key } : {};
+  }
+  async function apiFetch(url, options = {}) {
+    const resp = await fetch(url, { ...options, headers: { ...apiHeaders(), ...(options.headers || {}) } });
+    if (!resp.ok) {
+      let msg = `${resp.status} ${resp.statusText}`;
+      try {
+        const body = await resp.json();
+        const err = body.error || body;
+        if (err.message) msg = `${err.message} (${err.code || resp.status})`;
+        else if (body.detail) msg = `${typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail)}`;
+      } catch (_) { /* not JSON: keep the status line */ }
+      throw new Error(msg);
+    }
+    return resp;
+  }
+  function busy(on) {
+    for (const id of ["submit", "open-job"]) $(id).disabled = on;
+  }
+  function isDicomName(name) { return /\.(dcm|dicom)$/i.test(name) || !/\.[a-z0-9]+$/i.test(name); }
+
+  // --- images ----------------------------------------------------------------------------------
+  function clearImages(note) {
+    previewUrls.forEach((u) => URL.revokeObjectURL(u));
+    previewUrls = [];
+    const box = $("images");
+    box.replaceChildren(el("p", { class: "placeholder" }, note));
+  }
+  function showLocalImages(files) {
+    clearImages("");
+    const box = $("images");
+    box.replaceChildren();
+    files.forEach((file, i) => {
+      const fig = el("figure");
+      const isImage = /^image\/(png|jpeg)$/.test(file.type) && !isDicomName(file.name);
+      if (isImage) {
+        const url = URL.createObjectURL(file);
+        previewUrls.push(url);
+        fig.append(el("img", { src: url, alt: `View ${i + 1} of the uploaded study` }));
+      } else {
+        fig.append(el("p", { class: "placeholder" }, "DICOM: preview not available in the browser."));
+      }
+      fig.append(el("figcaption", {}, `View ${i + 1}: ${file.name}`));
+      box.append(fig);
+    });
+  }
+
+  // --- rendering the draft ---------------------------------------------------------------------
+  function renderTriage(triage) {
+    const box = $("triage");
+    box.replaceChildren();
+    if (!triage) { box.append(el("span", { class: "note" }, "No triage.")); return; }
+    const priority = String(triage.priority || "routine");
+    box.append(el("span", {}, "Triage:"), el("span", { class: `badge ${priority}` }, priority));
+    const reasons = triage.reasons || [];
+    if (reasons.length) {
+      const ul = el("ul", { "aria-label": "Triage reasons" });
+      reasons.forEach((r) => ul.append(el("li", {}, r)));
+      box.append(ul);
+    } else {
+      box.append(el("span", { class: "note" }, "no reasons given"));
+    }
+  }
+  function renderLabels(labels) {
+    const tbody = $("labels").tBodies[0];
+    tbody.replaceChildren();
+    for (const [name, label] of Object.entries(labels || {})) {
+      const p = Number(label.probability);
+      const pct = Number.isFinite(p) ? `${(100 * p).toFixed(1)}%` : "n/a";
+      const tr = el("tr", { class: String(label.status || "") });
+      tr.append(el("th", { scope: "row" }, name));
+      const td = el("td", { class: "prob" });
+      const bar = el("span", { class: "bar", "aria-hidden": "true" });
+      const fill = el("span");
+      fill.style.width = Number.isFinite(p) ? `${Math.max(0, Math.min(1, p)) * 100}%` : "0";
+      bar.append(fill);
+      td.append(bar, document.createTextNode(pct));
+      tr.append(td, el("td", { class: "status" }, label.status || ""));
+      tbody.append(tr);
+    }
+  }
+  function renderJob(job) {
+    current = job;
+    $("job-id").value = job.id || "";
+    const report = job.report || {};
+    $("findings").value = report.findings || "";
+    $("impression").value = report.impression || "";
+    renderTriage(report.triage);
+    renderLabels(report.labels);
+    const flagged = report.flagged_sentences || [];
+    const fl = $("flagged");
+    fl.replaceChildren();
+    if (flagged.length) {
+      fl.append(el("strong", {}, "Sentences flagged for review:"));
+      const ul = el("ul");
+      flagged.forEach((s) => ul.append(el("li", {}, s)));
+      fl.append(ul);
+    }
+    const m = report.model || {};
+    $("model-info").textContent = m.name
+      ? `Model ${m.name} ${m.version || ""} (sha256 ${String(m.sha256 || "?").slice(0, 12)}...), job ${job.id}, ` +
+        `created ${job.created_at || "?"}`
+      : "";
+    const ready = Boolean(job.report);
+    $("download-text").disabled = !ready;
+    $("download-fhir").disabled = !ready;
+    $("download-sr").disabled = !ready;
+  }
+
+  // --- talking to the API ----------------------------------------------------------------------
+  async function waitForReport(job) {
+    for (let i = 0; job.status !== "done" && i < POLL_LIMIT; i++) {
+      if (job.status === "failed") {
+        const err = job.error || {};
+        throw new Error(`the job failed: ${err.message || err.code || "unknown error"}`);
+      }
+      setStatus(`Job ${job.id} is ${job.status}; waiting for the draft...`);
+      await new Promise((r) => setTimeout(r, POLL_MS));
+      job = await (await apiFetch(`v1/reports/${encodeURIComponent(job.id)}`)).json();
+    }
+    if (job.status !== "done") throw new Error(`job ${job.id} is still ${job.status}; open it again later`);
+    return job;
+  }
+  async function submitStudy() {
+    showError("");
+    const files = Array.from($("file-input").files || []);
+    if (files.length < 1 || files.length > MAX_VIEWS) {
+      showError(`Choose 1 to ${MAX_VIEWS} image files for one study.`);
+      return;
+    }
+    const form = new FormData();
+    files.forEach((f) => form.append("files", f, f.name));
+    const indication = $("indication").value.trim();
+    const accession = $("accession-number").value.trim();
+    if (indication) form.append("indication", indication);
+    if (accession) form.append("accession_number", accession);
+    showLocalImages(files);
+    busy(true);
+    setStatus("Uploading and generating the draft...");
+    try {
+      const job = await (await apiFetch("v1/reports", { method: "POST", body: form })).json();
+      renderJob(await waitForReport(job));
+      setStatus("Draft ready: review and correct it before use.");
+    } catch (e) {
+      showError(`Could not generate a draft: ${e.message}`);
+      setStatus("");
+    } finally {
+      busy(false);
+    }
+  }
+  async function openJob() {
+    showError("");
+    const id = $("job-id").value.trim();
+    if (!id) { showError("Enter a job id."); return; }
+    busy(true);
+    setStatus(`Opening job ${id}...`);
+    try {
+      const job = await (await apiFetch(`v1/reports/${encodeURIComponent(id)}`)).json();
+      clearImages("Images are not shown for a job opened by id.");
+      renderJob(await waitForReport(job));
+      setStatus("Draft loaded: review and correct it before use.");
+    } catch (e) {
+      showError(`Could not open job ${id}: ${e.message}`);
+      setStatus("");
+    } finally {
+      busy(false);
+    }
+  }
+
+  // --- downloads (edited text) -----------------------------------------------------------------
+  function editedText() {
+    // Same layout as reportgen.api.fhir.report_text, with the reviewer's edits.
+    const report = (current && current.report) || {};
+    const parts = ["FINDINGS:", $("findings").value.trim(), "", "IMPRESSION:", $("impression").value.trim()];
+    const flagged = report.flagged_sentences || [];
+    if (flagged.length) parts.push("", "SENTENCES FLAGGED FOR REVIEW:", ...flagged.map((s) => `- ${s}`));
+    parts.push("", report.disclaimer || FALLBACK_DISCLAIMER, "");
+    return parts.join("\n");
+  }
+  function wasEdited() {
+    const report = (current && current.report) || {};
+    return $("findings").value.trim() !== (report.findings || "").trim() ||
+      $("impression").value.trim() !== (report.impression || "").trim();
+  }
+  function base64Utf8(text) {
+    const bytes = new TextEncoder().encode(text);
+    let bin = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return btoa(bin);
+  }
+  function escapeHtml(s) {
+    return s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+  }
+  function download(name, mime, content) {
+    const url = URL.createObjectURL(new Blob([content], { type: mime }));
+    const a = el("a", { href: url, download: name });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  }
+  function downloadText() {
+    if (!current) return;
+    download(`report-${current.id}.txt`, "text/plain;charset=utf-8", editedText());
+  }
+  async function downloadFhir() {
+    if (!current) return;
+    showError("");
+    try {
+      const resp = await apiFetch(`v1/reports/${encodeURIComponent(current.id)}?format=fhir`,
+        { headers: { Accept: "application/fhir+json, application/json" } });
+      const resource = await resp.json();
+      const impression = $("impression").value.trim();
+      const findings = $("findings").value.trim();
+      const disclaimer = (current.report && current.report.disclaimer) || FALLBACK_DISCLAIMER;
+      if (impression) resource.conclusion = impression; else delete resource.conclusion;
+      const form = (resource.presentedForm && resource.presentedForm[0]) || { contentType: "text/plain; charset=utf-8" };
+      form.data = base64Utf8(editedText());
+      form.title = form.title || "AI draft chest X-ray report";
+      resource.presentedForm = [form];
+      resource.text = {
+        status: "generated",
+        div: `<div xmlns="http://www.w3.org/1999/xhtml"><p><b>Findings:</b> ${escapeHtml(findings)}</p>` +
+             `<p><b>Impression:</b> ${escapeHtml(impression)}</p><p><i>${escapeHtml(disclaimer)}</i></p></div>`,
+      };
+      if (wasEdited()) {
+        resource.extension = (resource.extension || []).filter((e) => e.url !== EXT_EDITED);
+        resource.extension.push({ url: EXT_EDITED, valueBoolean: true });
+      }
+      resource.status = "preliminary";  // an edited draft is still unsigned
+      download(`report-${current.id}.fhir.json`, "application/fhir+json", JSON.stringify(resource, null, 2));
+    } catch (e) {
+      showError(`Could not build the FHIR report: ${e.message}`);
+    }
+  }
+
+  async function downloadSr() {
+    if (!current) return;
+    showError("");
+    try {
+      const resp = await apiFetch(`v1/reports/${encodeURIComponent(current.id)}?format=sr`);
+      download(`report-${current.id}-sr.dcm`, "application/dicom", await resp.blob());
+    } catch (e) {
+      showError(`Could not download the DICOM SR: ${e.message}`);
+    }
+  }
+
+  // --- wiring ----------------------------------------------------------------------------------
+  function init() {
+    const stored = sessionStorage.getItem(KEY_STORE);
+    if (stored) $("api-key").value = stored;
+    $("api-key").addEventListener("input", (e) => sessionStorage.setItem(KEY_STORE, e.target.value));
+    $("file-input").addEventListener("change", () => {
+      const files = Array.from($("file-input").files || []);
+      if (files.length > MAX_VIEWS) showError(`At most ${MAX_VIEWS} views per study.`); else showError("");
+      if (files.length) showLocalImages(files.slice(0, MAX_VIEWS));
+    });
+    $("submit").addEventListener("click", submitStudy);
+    $("open-job").addEventListener("click", openJob);
+    $("job-id").addEventListener("keydown", (e) => { if (e.key === "Enter") openJob(); });
+    $("download-text").addEventListener("click", downloadText);
+    $("download-fhir").addEventListener("click", downloadFhir);
+    $("download-sr").addEventListener("click", downloadSr);
+    const fromHash = new URLSearchParams(location.hash.slice(1)).get("job");
+    if (fromHash) { $("job-id").value = fromHash; openJob(); }
+  }
+  document.addEventListener("DOMContentLoaded", init);
+})();
