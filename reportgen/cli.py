@@ -19,6 +19,12 @@ from reportgen.errors import ReportgenError
 COMMANDS = {
     "generate": ("reportgen.cli", "generate_main", "draft reports for studies (PNG/JPEG/DICOM)"),
     "train": ("reportgen.cli", "train_main", "train from a YAML experiment config"),
+    "export": ("reportgen.cli", "export_main", "copy a trained checkpoint for shipping (optionally fp16)"),
+    "calibrate": (
+        "reportgen.inference.calibrate_cli",
+        "main",
+        "fit findings-head temperatures + operating points on validation data",
+    ),
     "label": ("reportgen.eval.labeler", "main", "label report texts with the 14 CheXpert observations"),
     "evaluate": ("reportgen.eval.evaluate", "main", "NLG + clinical-efficacy metrics for predictions"),
     "benchmark": ("reportgen.eval.benchmark", "main", "run a checkpoint and baselines over a dataset split"),
@@ -168,6 +174,28 @@ def train_main(argv: list[str]) -> int:
     cfg = load_config(args.config, overrides)
     best = train(cfg, resume=args.resume, command=" ".join(["reportgen", "train", *argv]))
     print(f"best checkpoint (selected on validation): {best}")
+    return 0
+
+
+# export -----------------------------------------------------------------------------------------------
+
+
+def export_main(argv: list[str]) -> int:
+    import json
+
+    from reportgen.checkpoint import load_parts, save_checkpoint
+
+    ap = argparse.ArgumentParser(prog="reportgen export", description="Re-write a checkpoint folder for shipping.")
+    ap.add_argument("source", help="checkpoint folder, e.g. runs/NAME/best")
+    ap.add_argument("dest", help="output folder, e.g. checkpoints/NAME")
+    ap.add_argument("--half", action="store_true", help="store fp16 weights (half the size; loaded back as fp32)")
+    args = ap.parse_args(argv)
+    model, cfg, tokenizer, meta = load_parts(args.source)
+    keep = {k: v for k, v in meta.items() if k not in ("sha256", "weights_dtype")}
+    keep["exported_from"] = {"path": str(args.source), "sha256": meta.get("sha256")}
+    out = save_checkpoint(args.dest, model, cfg, tokenizer, keep, half=args.half)
+    size = (out / "model.safetensors").stat().st_size / 2**20
+    print(json.dumps({"checkpoint": str(out), "weights_mib": round(size, 2), "sha256": load_parts(out)[3]["sha256"]}))
     return 0
 
 

@@ -147,12 +147,15 @@ def find_target_layer(
         raise ConfigError(f"the encoder backbone has no module {name!r}") from None
     seen: list[torch.Size] = []
     handle = layer.register_forward_hook(lambda _m, _i, out: seen.append(out.shape))
+    was_training = backbone.training
     try:
         param = next(backbone.parameters())
+        backbone.eval()  # the probe must not move batch-norm running statistics
         with torch.no_grad():
             backbone.forward_features(torch.zeros(1, in_chans, image_size, image_size, device=param.device))
     finally:
         handle.remove()
+        backbone.train(was_training)
     if not seen:
         raise ConfigError(f"module {name!r} is not used by the backbone's forward_features")
     shape = seen[-1]
@@ -239,6 +242,10 @@ class HeatmapExplainer:
         target_layer: Backbone submodule name to explain (default: timm's last feature stage).
         lowres: Long side of `Heatmap.array`, in pixels.
         midline_band: Half-width of the midline band as a fraction of the image width.
+
+    Not thread-safe with other users of the same model: during `explain` the CAM's hooks sit on the shared
+    backbone, so a concurrent forward pass (another `explain`, or `Predictor.generate` in another thread)
+    would mix its activations in. Callers that serve requests run it in the same single worker as generation.
     """
 
     def __init__(
@@ -283,6 +290,14 @@ class HeatmapExplainer:
         chosen = logits[torch.arange(len(indices)), torch.as_tensor(indices)].cpu().numpy()
         return maps, chosen
 
+    def _temperature(self, index: int) -> float:
+        """The checkpoint's calibration temperature for one observation (a scalar, or one per observation)."""
+        t = getattr(self.predictor, "temperature", 1.0)
+        if isinstance(t, torch.Tensor | np.ndarray):
+            flat = np.asarray(t.detach().cpu() if isinstance(t, torch.Tensor) else t, dtype=np.float64).ravel()
+            return float(flat[index] if flat.size > 1 else flat[0])
+        return float(t)
+
     def explain(
         self, image: ImageInput, observations: Sequence[str] | None = None, view: str | None = None
     ) -> dict[str, Heatmap]:
@@ -304,9 +319,9 @@ class HeatmapExplainer:
         x = preprocess(loaded, self.pre)[None].to(self.predictor.device)
         maps, logits = self._cams(x, [OBSERVATIONS.index(o) for o in names])
         lateral = (view or loaded.view or "").upper() in _LATERAL_VIEWS
-        temperature = float(getattr(self.predictor, "temperature", 1.0))
         out = {}
         for name, cam, logit in zip(names, maps, logits, strict=True):
+            temperature = self._temperature(OBSERVATIONS.index(name))
             full = unpad(cam, height, width)
             xy = peak(full) if full.max() > 0 else (width / 2, height / 2)
             side, conf = map_side(full, xy[0], self.midline_band) if not lateral else (None, 0.0)

@@ -160,6 +160,16 @@ class Predictor:
             dtype=np.float32,
         )
 
+    def prompt_values(self, probs: np.ndarray) -> np.ndarray:
+        """Label values that fill the decoder's prompt: positive at the balanced (Youden) threshold.
+
+        Output statuses may use sensitivity-oriented operating points (a screening flag for a reader);
+        the text, however, should state a finding only when it is more likely present than not at a
+        balanced point, so a calibrated checkpoint's `youden` threshold is used here when stored.
+        """
+        cut = np.array([self.points[o].get("youden") or self.points[o]["positive"] for o in OBSERVATIONS])
+        return (probs >= cut).astype(np.float32)
+
     @torch.no_grad()
     def generate_batch(
         self,
@@ -177,7 +187,7 @@ class Predictor:
         tokens, token_mask = self.model.encode_images(images, mask)
         logits = self.model.findings_logits(tokens, token_mask) / self.temperature
         probs = logits.sigmoid().cpu().numpy()
-        values = oracle_labels if oracle_labels is not None else self.status_values(probs)
+        values = oracle_labels if oracle_labels is not None else self.prompt_values(probs)
         prompt = labels_to_prompt_values(torch.as_tensor(values, dtype=torch.float32, device=self.device))
         memory, memory_mask = self.model.memory(prompt, tokens, token_mask)
         seqs, tok_probs = self.model.generate_text(memory, memory_mask, self.cfg.generation)

@@ -107,3 +107,12 @@ def test_fp16_checkpoint_loads_to_same_outputs(tiny_checkpoint, tmp_path):
     a = p32.predict_probabilities([[png]])
     b = p16.predict_probabilities([[png]])
     assert np.allclose(a, b, atol=2e-2)
+
+
+def test_prompt_uses_balanced_threshold_when_calibrated(tiny_checkpoint):
+    p = load_checkpoint(tiny_checkpoint)
+    probs = np.full((1, 14), 0.2)
+    assert p.prompt_values(probs).sum() == 0  # default points: 0.2 < 0.5
+    p.points = {o: {**v, "positive": 0.1, "youden": 0.6} for o, v in p.points.items()}
+    assert p.status_values(probs)[0, 0] == 1.0  # screening status: positive at the sensitive point
+    assert p.prompt_values(probs).sum() == 0  # but the text is not told the finding is present
