@@ -132,6 +132,8 @@ class SystemContext:
         clean: text normaliser for training reports (most_frequent).
         labeler: texts -> (n, 14) labels, for references without labels (label_oracle).
         progress: show tqdm bars for preparation work (embedding the training split).
+        with_impression: score generated impressions too. False when the references are findings only
+            (R2Gen's IU/MIMIC protocol), so a model is not penalised for writing a section the reference lacks.
     """
 
     train: list[StudyRecord]
@@ -140,6 +142,10 @@ class SystemContext:
     clean: Callable[[str], str] | None = None
     labeler: Callable[[Sequence[str]], np.ndarray] | None = None
     progress: bool = False
+    with_impression: bool = True
+
+    def join(self, findings: str, impression: str) -> str:
+        return join_report(findings, impression if self.with_impression else None)
 
 
 @dataclass
@@ -230,7 +236,7 @@ class ModelSystem(System):
 
     def predict(self, records: Sequence[StudyRecord]) -> list[str]:
         drafts = self.context.predictor.generate_batch([r.images for r in records], [r.views for r in records])
-        return [join_report(d.findings, d.impression) for d in drafts]
+        return [self.context.join(d.findings, d.impression) for d in drafts]
 
 
 @register_system("most_frequent")
@@ -291,4 +297,4 @@ class LabelOracleSystem(System):
 
     def predict(self, records: Sequence[StudyRecord]) -> list[str]:
         labels = reference_labels(records, self.context.labeler)
-        return [join_report(f, i) for f, i in self.context.predictor.generate_from_labels(labels)]
+        return [self.context.join(f, i) for f, i in self.context.predictor.generate_from_labels(labels)]

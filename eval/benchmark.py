@@ -322,7 +322,10 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
         clean=lambda t: clean_report(t, "clinical"),
         labeler=labeler,
         progress=cfg.progress,
+        with_impression=any(r.impression for r in records),
     )
+    if not ctx.with_impression:
+        notes.append("references are FINDINGS only (R2Gen protocol): generated impressions are not scored")
     test_missing = missing_images(records)
     references = {r.id: record_report(r) for r in records}
     write_reports_jsonl(out / "references.jsonl", references)
