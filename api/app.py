@@ -50,6 +50,7 @@ from .errors import (
     log_unexpected,
     request_id_of,
 )
+from .heatmaps import HeatmapService, ModelAccess, guarded_ref, resolve_observation
 from .jobs import JobStore, sqlite_path_from_url
 from .security import (
     ApiKeyChecker,
@@ -174,6 +175,9 @@ class Service:
     checker: ApiKeyChecker = field(init=False)
     store: JobStore | None = None
     runner: JobRunner | None = None
+    heatmaps: HeatmapService | None = None
+    #: Inference holds it shared, the heat-map explainer exclusive (CAM hooks sit on the shared backbone).
+    model_access: ModelAccess = field(default_factory=ModelAccess)
     ready: threading.Event = field(default_factory=threading.Event)
     load_error: str | None = None
     _audit_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -186,12 +190,15 @@ class Service:
         self.store = JobStore(sqlite_path_from_url(self.settings.db_url))
         self.runner = JobRunner(
             self.store,
-            lambda: self.predictor,
+            guarded_ref(lambda: self.predictor, self.model_access),
             max_batch_size=self.settings.max_batch_size,
             max_wait_ms=self.settings.max_wait_ms,
             workers=self.settings.workers,
             gate=self.ready,
             max_pixels=self.settings.max_pixels,
+        )
+        self.heatmaps = HeatmapService(
+            self.store, lambda: self.predictor, self.model_access, self.ready, max_pixels=self.settings.max_pixels
         )
         self.runner.start()
         self.runner.resume()
@@ -200,6 +207,8 @@ class Service:
     def stop(self) -> None:
         if self.runner is not None:
             self.runner.stop(self.settings.shutdown_timeout_s)
+        if self.heatmaps is not None:
+            self.heatmaps.close()
         if self.store is not None:
             self.store.close()
 
@@ -714,6 +723,44 @@ def create_app(settings: Settings, predictor: Any = None) -> FastAPI:
             media_type="application/dicom",
             headers={"Content-Disposition": f'attachment; filename="{job_id}-sr.dcm"'},
         )
+
+    @app.get("/v1/reports/{job_id}/heatmaps", tags=["reports"], dependencies=auth, responses=_ERROR_RESPONSES)
+    async def list_heatmaps(request: Request, job_id: str) -> dict[str, Any]:
+        """Heat maps of the draft's positive/uncertain observations, and sentences whose side contradicts them.
+
+        Computes (and caches) the missing Grad-CAM maps of the study's first non-lateral image. Each entry
+        gives the overlay ``url``, the map's patient ``side``, ``confidence`` (mass fraction on that side) and
+        ``peak_xy`` (original pixels); ``laterality_flags`` are advice for the reader, not corrections.
+        """
+        heatmaps = service.heatmaps
+        assert heatmaps is not None
+        job = await run_in_threadpool(heatmaps.done_job, job_id)
+        body = await run_in_threadpool(heatmaps.listing, job)
+        service.audit(request, "heatmaps.read", job_id, n=len(body["heatmaps"]))
+        return body
+
+    @app.get(
+        "/v1/reports/{job_id}/heatmaps/{observation}.png",
+        tags=["reports"],
+        dependencies=auth,
+        response_class=Response,
+        responses={
+            200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+            **_ERROR_RESPONSES,
+        },
+    )
+    async def heatmap_png(request: Request, job_id: str, observation: str) -> Response:
+        """One observation's Grad-CAM overlay (PNG, the explained image's original size); any status may be asked.
+
+        ``observation`` is a CheXpert name, with spaces URL-encoded or written as underscores.
+        """
+        heatmaps = service.heatmaps
+        assert heatmaps is not None
+        obs = resolve_observation(observation)
+        await run_in_threadpool(heatmaps.done_job, job_id)
+        png = await run_in_threadpool(heatmaps.overlay, job_id, obs)
+        service.audit(request, "heatmap.read", job_id, observation=obs)
+        return Response(png, media_type="image/png")
 
     return app
 

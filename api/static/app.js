@@ -12,6 +12,10 @@
   const EXT_EDITED = "https://reportgen.invalid/fhir/StructureDefinition/reviewer-edited";
   let current = null;     // the job dict last loaded from the server
   let previewUrls = [];   // object URLs to revoke when the study changes
+  let heatmapUrls = new Map();  // observation -> object URL of its overlay PNG, for the current job
+  let heatmapSeq = 0;           // only the latest heat-map request may update the figure
+  let heatmapPicked = false;    // the reader chose an observation: do not replace it automatically
+  const LISTED = new Set(["positive", "uncertain"]);
 
   // --- small helpers -------------------------------------------------------------------------
   function el(tag, attrs = {}, text = null) {
@@ -102,10 +106,105 @@
       bar.append(fill);
       td.append(bar, document.createTextNode(pct));
       tr.append(td, el("td", { class: "status" }, label.status || ""));
+      const button = el("button", { type: "button", class: "secondary heatmap-button",
+        "aria-label": `Show the heat map for ${name}` }, "Show");
+      tr.append(el("td", { class: "heatmap-cell" }));
+      tr.lastChild.append(button);
+      tr.dataset.observation = name;
+      tr.classList.add("clickable");
+      if (LISTED.has(String(label.status))) tr.classList.add("listed");
+      tr.addEventListener("click", () => { heatmapPicked = true; showHeatmap(name); });
       tbody.append(tr);
     }
   }
+  // --- heat maps and the laterality check ---------------------------------------------------------
+  function resetHeatmaps() {
+    heatmapSeq++;
+    heatmapPicked = false;
+    heatmapUrls.forEach((u) => URL.revokeObjectURL(u));
+    heatmapUrls = new Map();
+    const img = $("heatmap-img");
+    img.removeAttribute("src");
+    img.alt = "";
+    img.hidden = true;
+    $("heatmap-title").textContent = "Heat map: click an observation in the label table.";
+    $("laterality-flags").replaceChildren();
+  }
+  function markSelected(name) {
+    for (const tr of $("labels").tBodies[0].rows) {
+      const on = tr.dataset.observation === name;
+      tr.classList.toggle("selected", on);
+      if (on) tr.setAttribute("aria-selected", "true"); else tr.removeAttribute("aria-selected");
+    }
+  }
+  async function showHeatmap(name) {
+    if (!current || current.status !== "done") return;
+    const seq = ++heatmapSeq;
+    const jobId = current.id;
+    markSelected(name);
+    const title = $("heatmap-title");
+    title.textContent = `Heat map: ${name} (computing...)`;
+    try {
+      let url = heatmapUrls.get(name);
+      if (!url) {
+        const path = `v1/reports/${encodeURIComponent(jobId)}/heatmaps/${encodeURIComponent(name)}.png`;
+        const blob = await (await apiFetch(path)).blob();
+        if (!current || current.id !== jobId) return;  // another study was opened meanwhile
+        url = URL.createObjectURL(blob);
+        heatmapUrls.set(name, url);
+      }
+      if (seq !== heatmapSeq) return;
+      const img = $("heatmap-img");
+      img.alt = `Heat map overlay for ${name}`;
+      img.src = url;
+      img.hidden = false;
+      title.textContent = `Heat map: ${name}`;
+    } catch (e) {
+      if (seq === heatmapSeq) title.textContent = `Heat map: ${name} is not available (${e.message})`;
+    }
+  }
+  function renderLateralityFlags(listing) {
+    const box = $("laterality-flags");
+    box.replaceChildren();
+    const flags = listing.laterality_flags || [];
+    const n = Object.keys(listing.heatmaps || {}).length;
+    box.classList.toggle("warn", flags.length > 0);
+    if (!flags.length) {
+      box.append(el("span", { class: "note" },
+        `Laterality check: no left/right contradiction between the text and ${n} heat map${n === 1 ? "" : "s"}.`));
+      return;
+    }
+    box.append(el("strong", {}, "Laterality check: the text's side disagrees with the heat map:"));
+    const ul = el("ul");
+    flags.forEach((f) => ul.append(el("li", {}, `"${f.sentence}": ${f.reason}`)));
+    box.append(ul);
+  }
+  async function loadHeatmaps(job) {
+    const jobId = job.id;
+    const box = $("laterality-flags");
+    box.replaceChildren(el("span", { class: "note" }, "Laterality check: computing heat maps..."));
+    try {
+      const listing = await (await apiFetch(`v1/reports/${encodeURIComponent(jobId)}/heatmaps`)).json();
+      if (!current || current.id !== jobId) return;
+      renderLateralityFlags(listing);
+      for (const tr of $("labels").tBodies[0].rows) {
+        const hm = (listing.heatmaps || {})[tr.dataset.observation];
+        if (hm && hm.side) tr.title = `Heat map peak on the patient's ${hm.side} (${(100 * hm.confidence).toFixed(0)}%)`;
+      }
+      // Show the most probable listed observation unless the reader already picked one.
+      const labels = (job.report && job.report.labels) || {};
+      const best = Object.keys(listing.heatmaps || {})
+        .sort((a, b) => Number((labels[b] || {}).probability) - Number((labels[a] || {}).probability))[0];
+      if (best && !heatmapPicked) await showHeatmap(best);
+    } catch (e) {
+      if (current && current.id === jobId) {
+        box.replaceChildren(el("span", { class: "note" }, `Laterality check not available: ${e.message}`));
+      }
+    }
+  }
+
   function renderJob(job) {
+    if (!current || current.id !== job.id) resetHeatmaps();
     current = job;
     $("job-id").value = job.id || "";
     const report = job.report || {};
@@ -131,6 +230,7 @@
     $("download-text").disabled = !ready;
     $("download-fhir").disabled = !ready;
     $("download-sr").disabled = !ready;
+    if (job.status === "done" && job.report) loadHeatmaps(job);
   }
 
   // --- talking to the API ----------------------------------------------------------------------
@@ -190,6 +290,32 @@
       setStatus("");
     } finally {
       busy(false);
+    }
+  }
+
+  // --- triage worklist ---------------------------------------------------------------------------
+  async function loadWorklist() {
+    showError("");
+    const list = $("worklist");
+    try {
+      const body = await (await apiFetch("v1/worklist?status=all&limit=50")).json();
+      list.replaceChildren();
+      const items = body.items || [];
+      if (!items.length) list.append(el("li", { class: "note" }, "No jobs yet."));
+      items.forEach((item) => {
+        const priority = item.priority ? String(item.priority) : "pending";
+        const button = el("button", { type: "button", class: "secondary worklist-item", "data-job": item.id });
+        button.append(el("span", { class: `badge ${priority}` }, priority),
+          el("span", {}, ` ${item.status} - ${item.created_at || ""}` +
+            `${item.accession_number ? ` - accession ${item.accession_number}` : ""} - job ${String(item.id).slice(0, 8)}`));
+        if ((item.reasons || []).length) button.title = item.reasons.join("; ");
+        button.addEventListener("click", () => { $("job-id").value = item.id; openJob(); });
+        const li = el("li");
+        li.append(button);
+        list.append(li);
+      });
+    } catch (e) {
+      showError(`Could not load the worklist: ${e.message}`);
     }
   }
 
@@ -287,6 +413,7 @@
     $("download-text").addEventListener("click", downloadText);
     $("download-fhir").addEventListener("click", downloadFhir);
     $("download-sr").addEventListener("click", downloadSr);
+    $("worklist-refresh").addEventListener("click", loadWorklist);
     const fromHash = new URLSearchParams(location.hash.slice(1)).get("job");
     if (fromHash) { $("job-id").value = fromHash; openJob(); }
   }

@@ -226,8 +226,9 @@ def test_open_job_by_id_and_bad_key_error(browser, server, tmp_path):
     wait.until(lambda d: d.find_element(By.ID, "api-key").get_attribute("value") == API_KEY)
     browser.find_element(By.ID, "job-id").send_keys(job["id"])
     browser.find_element(By.ID, "open-job").click()
+    # Wait for the labels table (the tiny model's findings may be empty, so the textarea cannot signal loading).
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#labels tbody tr")) == len(OBSERVATIONS))
     wait.until(lambda d: d.find_element(By.ID, "findings").get_attribute("value") == job["report"]["findings"])
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#labels tbody tr")) == len(OBSERVATIONS)
 
     key = browser.find_element(By.ID, "api-key")
     key.clear()
@@ -259,3 +260,86 @@ def test_no_third_party_requests_in_page():
         "error",
     ):
         assert f'id="{element_id}"' in page, element_id
+
+
+def test_label_row_click_shows_heatmap_and_laterality_check(browser, server, tmp_path):
+    browser.get_log("browser")  # drop entries left by earlier tests (e.g. their deliberate 401s)
+    wait = _open_page(browser, server)
+    png = make_png(tmp_path / "heat.png", size=(240, 200), blob=(70, 100, 25))
+    browser.find_element(By.ID, "file-input").send_keys(str(png))
+    browser.find_element(By.ID, "submit").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#labels tbody tr")) == len(OBSERVATIONS))
+    # The laterality check runs once the draft is shown and always says something (flags or "no contradiction").
+    wait.until(lambda d: "computing" not in d.find_element(By.ID, "laterality-flags").text)
+    lateral = browser.find_element(By.ID, "laterality-flags").text
+    assert lateral.startswith("Laterality check:") and "not available" not in lateral
+
+    target = "Pleural Effusion"
+    row = browser.find_element(By.CSS_SELECTOR, f'#labels tbody tr[data-observation="{target}"]')
+    row.click()
+    wait.until(lambda d: d.find_element(By.ID, "heatmap-title").text == f"Heat map: {target}")
+    img = browser.find_element(By.ID, "heatmap-img")
+    wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) > 0)
+    assert img.get_attribute("src").startswith("blob:") and img.is_displayed()
+    size = browser.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", img)
+    assert size == [240, 200]  # the overlay is at the uploaded image's own size
+    assert "selected" in row.get_attribute("class")
+
+    from io import BytesIO
+
+    from PIL import Image
+
+    # The page shows the same overlay the API serves for that observation (compare a few pixels).
+    job_id = browser.find_element(By.ID, "job-id").get_attribute("value")
+    direct = httpx.get(f"{server}/v1/reports/{job_id}/heatmaps/Pleural_Effusion.png", headers={"X-API-Key": API_KEY})
+    assert direct.status_code == 200 and direct.headers["content-type"] == "image/png"
+    points = [(0, 0), (70, 100), (120, 100), (239, 199)]
+    shown = browser.execute_script(
+        "const img = arguments[0], c = document.createElement('canvas');"
+        "c.width = img.naturalWidth; c.height = img.naturalHeight;"
+        "const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);"
+        "return arguments[1].map(([x, y]) => Array.from(ctx.getImageData(x, y, 1, 1).data.slice(0, 3)));",
+        img,
+        points,
+    )
+    served = Image.open(BytesIO(direct.content)).convert("RGB")
+    assert shown == [list(served.getpixel(p)) for p in points]
+
+    severe = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not severe, severe
+    shot = tmp_path / "review_page_heatmap.png"
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    print(f"screenshot: {shot}")
+
+
+def test_page_has_heatmap_elements():
+    page = (Path(__file__).parents[2] / "api" / "static" / "index.html").read_text(encoding="utf-8")
+    for element_id in ("heatmap-img", "heatmap-title", "laterality-flags"):
+        assert f'id="{element_id}"' in page, element_id
+    assert "img-src 'self' blob:" in page  # the overlay is shown from a blob: URL fetched with the API key
+
+
+def test_worklist_lists_jobs_by_triage_and_opens_one(browser, server, tmp_path):
+    png = make_png(tmp_path / "w.png", seed=5)
+    with png.open("rb") as fh:
+        job = httpx.post(
+            f"{server}/v1/reports",
+            headers={"X-API-Key": API_KEY},
+            files={"files": ("w.png", fh, "image/png")},
+            timeout=WAIT_S,
+        ).json()
+    expected = httpx.get(f"{server}/v1/worklist?status=all&limit=50", headers={"X-API-Key": API_KEY}).json()["items"]
+
+    wait = _open_page(browser, server)
+    browser.find_element(By.ID, "worklist-refresh").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#worklist .worklist-item")) == len(expected))
+    items = browser.find_elements(By.CSS_SELECTOR, "#worklist .worklist-item")
+    assert [i.get_attribute("data-job") for i in items] == [e["id"] for e in expected]  # the API's triage order
+    badges = [i.find_element(By.CSS_SELECTOR, ".badge").text.lower() for i in items]
+    assert badges == [e["priority"] or "pending" for e in expected]
+
+    browser.find_element(By.CSS_SELECTOR, f'#worklist .worklist-item[data-job="{job["id"]}"]').click()
+    wait.until(lambda d: d.find_element(By.ID, "job-id").get_attribute("value") == job["id"])
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#labels tbody tr")) == len(OBSERVATIONS))
+    assert job["report"]["triage"]["priority"] in browser.find_element(By.ID, "triage").text.lower()
+    assert browser.find_element(By.ID, "error").text == ""
