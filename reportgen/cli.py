@@ -95,8 +95,15 @@ def _format_text(study: list[Path], draft, untrained: bool) -> str:
         lines.append(f"IMPRESSION: {draft.impression}")
     if draft.flagged_sentences:
         lines.append(f"REVIEW (low-confidence sentences): {' | '.join(draft.flagged_sentences)}")
-    flagged = [f"{k} {v.probability:.2f}" for k, v in draft.labels.items() if v.status != "negative"]
-    lines.append(f"LABELS (positive/uncertain): {', '.join(flagged) or 'none'}")
+    shown = [
+        f"{k} {v.probability:.2f} ({v.status})"
+        for k, v in draft.labels.items()
+        if v.status in ("positive", "uncertain")
+    ]
+    lines.append(f"LABELS (positive/uncertain): {', '.join(shown) or 'none'}")
+    unassessed = [k for k, v in draft.labels.items() if v.status == "not_assessed"]
+    if unassessed:
+        lines.append(f"NOT ASSESSED (no validation evidence for this model): {', '.join(unassessed)}")
     lines.append(
         f"TRIAGE: {draft.triage.priority}" + (f" ({'; '.join(draft.triage.reasons)})" if draft.triage.reasons else "")
     )

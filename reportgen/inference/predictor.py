@@ -36,7 +36,7 @@ _FRONTAL = {"PA", "AP", "FRONTAL", "AP SUPINE", "PA-AP"}
 @dataclass
 class LabelPrediction:
     probability: float
-    status: str  # "positive" | "uncertain" | "negative"
+    status: str  # "positive" | "uncertain" | "negative" | "not_assessed" (no validation evidence for this output)
 
 
 @dataclass
@@ -148,13 +148,19 @@ class Predictor:
         return images.to(self.device), mask.to(self.device)
 
     # outputs ----------------------------------------------------------------------------------------
+    def _assessed(self, name: str) -> bool:
+        """False when calibration saw no labelled validation image for it (its head output was never checked)."""
+        return self.points[name].get("n_pos", 1) > 0
+
     def _status(self, name: str, p: float) -> str:
+        if not self._assessed(name):
+            return "not_assessed"
         pt = self.points[name]
         return "positive" if p >= pt["positive"] else "uncertain" if p >= pt["uncertain"] else "negative"
 
     def status_values(self, probs: np.ndarray) -> np.ndarray:
         """Probabilities -> CheXpert label values (1 / -1 / 0) at the stored operating points."""
-        code = {"positive": 1.0, "uncertain": -1.0, "negative": 0.0}
+        code = {"positive": 1.0, "uncertain": -1.0, "negative": 0.0, "not_assessed": float("nan")}
         return np.array(
             [[code[self._status(o, float(p))] for o, p in zip(OBSERVATIONS, row, strict=True)] for row in probs],
             dtype=np.float32,
@@ -168,7 +174,8 @@ class Predictor:
         balanced point, so a calibrated checkpoint's `youden` threshold is used here when stored.
         """
         cut = np.array([self.points[o].get("youden") or self.points[o]["positive"] for o in OBSERVATIONS])
-        return (probs >= cut).astype(np.float32)
+        assessed = np.array([self._assessed(o) for o in OBSERVATIONS])
+        return ((probs >= cut) & assessed).astype(np.float32)
 
     @torch.no_grad()
     def generate_batch(

@@ -116,3 +116,13 @@ def test_prompt_uses_balanced_threshold_when_calibrated(tiny_checkpoint):
     p.points = {o: {**v, "positive": 0.1, "youden": 0.6} for o, v in p.points.items()}
     assert p.status_values(probs)[0, 0] == 1.0  # screening status: positive at the sensitive point
     assert p.prompt_values(probs).sum() == 0  # but the text is not told the finding is present
+
+
+def test_observation_without_validation_positives_is_not_assessed(tiny_checkpoint):
+    p = load_checkpoint(tiny_checkpoint)
+    p.points = {o: {**v, "n_pos": 0 if o == "Support Devices" else 5} for o, v in p.points.items()}
+    probs = np.full((1, 14), 0.9)
+    assert p._status("Support Devices", 0.9) == "not_assessed"
+    assert np.isnan(p.status_values(probs)[0, -1])
+    assert p.prompt_values(probs)[0, -1] == 0.0  # the text is never told an unchecked finding is present
+    assert p.prompt_values(probs)[0, 0] == 1.0
