@@ -37,7 +37,7 @@ class PreprocessConfig:
 
     def __post_init__(self) -> None:
         if self.image_size < 1 or self.in_chans < 1 or self.std <= 0:
-            raise ValueError(f"invalid PreprocessConfig: {self}")
+            raise ConfigError(f"invalid model.preprocess {self}: image_size, in_chans and std must be positive")
 
     @property
     def black(self) -> float:

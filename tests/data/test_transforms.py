@@ -100,7 +100,9 @@ def test_small_transforms():
 
 
 def test_config_validation():
-    with pytest.raises(ValueError):
+    from reportgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="std must be positive"):
         PreprocessConfig(std=0.0)
 
 
