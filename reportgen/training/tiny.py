@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reportgen.config import DatasetSpec, DecoderConfig, EncoderConfig, ExperimentConfig, PreprocessConfig
+from reportgen.config import DecoderConfig, EncoderConfig, ExperimentConfig, PreprocessConfig
 
 _SIDES = ("right", "left")
 _SIZES = ("small", "large")
@@ -111,6 +111,3 @@ def make_tiny_checkpoint(out_dir: str | Path, seed: int = 0, decoder: str = "tra
     meta = {"untrained": True, "training": {"command": "reportgen.training.tiny.make_tiny_checkpoint", "data": "none"}}
     return save_checkpoint(out_dir, model, cfg, tokenizer, meta)
 
-
-def synthetic_paired_spec(manifest: Path) -> DatasetSpec:
-    return DatasetSpec(name="manifest", root=str(manifest), options={})

@@ -12,7 +12,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pydicom
@@ -40,16 +39,8 @@ WAIT_S = 60.0  # generous upper bound for background work on 2 shared cores; nev
 
 
 @pytest.fixture(scope="session")
-def tiny_predictor(tmp_path_factory):
-    """A REAL predictor: a tiny random checkpoint made by the training code, loaded by load_checkpoint."""
-    import torch
-
-    from reportgen.inference.predictor import load_checkpoint
-    from reportgen.training.tiny import make_tiny_checkpoint
-
-    torch.set_num_threads(1)
-    ckpt = make_tiny_checkpoint(tmp_path_factory.mktemp("tiny-ckpt"))
-    return load_checkpoint(ckpt)
+def api_key() -> str:
+    return KEY
 
 
 @pytest.fixture(scope="session")
@@ -138,27 +129,6 @@ class FakePredictor:
 
     def generate(self, images, views=None):
         return self.generate_batch([images])[0]
-
-
-@pytest.fixture
-def make_client(tmp_path) -> Iterator[Callable[..., TestClient]]:
-    """Factory: ``make_client(predictor, wait_ready=True, **settings)`` -> a started TestClient."""
-    stack: list = []
-
-    def factory(predictor, *, wait_ready: bool = True, **overrides) -> TestClient:
-        kw = {"db_url": f"sqlite:///{tmp_path / 'jobs.db'}", "api_keys": (KEY,), "shutdown_timeout_s": 0.5}
-        kw.update(overrides)
-        app = create_app(Settings(**kw), predictor=predictor)
-        client = TestClient(app)
-        client.__enter__()
-        stack.append(client)
-        if wait_ready:
-            assert app.state.service.ready.wait(WAIT_S)
-        return client
-
-    yield factory
-    for client in reversed(stack):
-        client.__exit__(None, None, None)
 
 
 @pytest.fixture

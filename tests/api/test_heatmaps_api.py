@@ -5,13 +5,11 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from reportgen.api.app import Settings, create_app
 from reportgen.api.heatmaps import GuardedPredictor, ModelAccess, resolve_observation
 
 from reportgen.constants import DISCLAIMER, OBSERVATIONS
@@ -26,39 +24,14 @@ AUTH = {"X-API-Key": KEY}
 WAIT_S = 60.0  # upper bound for background work on shared cores; never a timing assertion
 
 
-@pytest.fixture(scope="module")
-def tiny_predictor(tmp_path_factory):
-    """A real predictor from a tiny random checkpoint: the explainer needs a real timm backbone."""
-    import torch
-
-    from reportgen.inference.predictor import load_checkpoint
-    from reportgen.training.tiny import make_tiny_checkpoint
-
-    torch.set_num_threads(1)
-    return load_checkpoint(make_tiny_checkpoint(tmp_path_factory.mktemp("tiny-ckpt")))
-
-
-@pytest.fixture
-def make_client(tmp_path) -> Iterator[Callable[..., TestClient]]:
-    """Factory: ``make_client(predictor)`` -> a started TestClient on this test's database."""
-    stack: list[TestClient] = []
-
-    def factory(predictor) -> TestClient:
-        settings = Settings(db_url=str(tmp_path / "jobs.db"), api_keys=(KEY,), shutdown_timeout_s=0.5, max_wait_ms=0)
-        client = TestClient(create_app(settings, predictor=predictor))
-        client.__enter__()
-        stack.append(client)
-        assert client.app.state.service.ready.wait(WAIT_S)
-        return client
-
-    yield factory
-    for client in reversed(stack):
-        client.__exit__(None, None, None)
+@pytest.fixture(scope="session")
+def api_key() -> str:
+    return KEY
 
 
 @pytest.fixture
 def client(make_client, tiny_predictor) -> TestClient:
-    return make_client(tiny_predictor)
+    return make_client(tiny_predictor, max_wait_ms=0)
 
 
 @pytest.fixture
@@ -137,11 +110,11 @@ def test_png_explains_the_first_frontal_image(client, tmp_path):
 
 
 def test_cache_survives_a_restart(make_client, tiny_predictor, tmp_path, explain_calls):
-    first_app = make_client(tiny_predictor)
+    first_app = make_client(tiny_predictor, max_wait_ms=0)
     job = _submit(first_app, _png(tmp_path, "a.png", (96, 96)))
     png = first_app.get(f"/v1/reports/{job['id']}/heatmaps/Edema.png", headers=AUTH).content
     first_app.__exit__(None, None, None)
-    second_app = make_client(tiny_predictor)  # same database file
+    second_app = make_client(tiny_predictor, max_wait_ms=0)  # same database file
     assert second_app.get(f"/v1/reports/{job['id']}/heatmaps/Edema.png", headers=AUTH).content == png
     assert len(explain_calls) == 1
 
@@ -233,7 +206,7 @@ class _BlockingPredictor:
 
 def test_job_not_done_is_409(make_client, tmp_path):
     predictor = _BlockingPredictor()
-    client = make_client(predictor)
+    client = make_client(predictor, max_wait_ms=0)
     files = [("files", ("a.png", _png(tmp_path, "a.png", (96, 96)), "image/png"))]
     job = client.post("/v1/reports?mode=async", files=files, headers=AUTH).json()
     try:
