@@ -110,4 +110,3 @@ def make_tiny_checkpoint(out_dir: str | Path, seed: int = 0, decoder: str = "tra
     model = build_model(cfg, tokenizer)
     meta = {"untrained": True, "training": {"command": "reportgen.training.tiny.make_tiny_checkpoint", "data": "none"}}
     return save_checkpoint(out_dir, model, cfg, tokenizer, meta)
-
